@@ -1,0 +1,70 @@
+"""Object-key layout of the lake: the contract BI tools and auditors rely on.
+
+Tier buckets come from the tier policy. Inside each:
+
+    releases/<release_id>/<dataset>/part-0000.parquet   immutable once LATEST names it
+    releases/<release_id>/_manifest.json                 written after every data file
+    LATEST                                               the current release id, written last
+
+The pipeline-only bucket holds everything readers must never see:
+
+    raw/<release_id>/<file>            the source export, unchanged, checksummed
+    staging/<release_id>/<dataset>/... canonical staging Parquet
+    validation/<release_id>/...        validation results and Data Docs
+"""
+
+from __future__ import annotations
+
+import re
+
+from datashare.errors import ConfigError
+
+__all__ = [
+    "LATEST_KEY",
+    "MANIFEST_NAME",
+    "PIPELINE_BUCKET",
+    "check_release_id",
+    "dataset_prefix",
+    "manifest_key",
+    "raw_prefix",
+    "release_prefix",
+    "staging_prefix",
+    "validation_prefix",
+]
+
+PIPELINE_BUCKET = "bps-pipeline"
+LATEST_KEY = "LATEST"
+MANIFEST_NAME = "_manifest.json"
+
+# Release ids sort by time: 20261125T020000Z, optionally with a suffix for same-second runs.
+_RELEASE_ID = re.compile(r"^\d{8}T\d{6}Z(-[a-z0-9]{1,16})?$")
+
+
+def check_release_id(release_id: str) -> str:
+    if not _RELEASE_ID.match(release_id):
+        raise ConfigError(f"release id {release_id!r} is not of the form YYYYMMDDTHHMMSSZ[-suffix]")
+    return release_id
+
+
+def release_prefix(release_id: str) -> str:
+    return f"releases/{check_release_id(release_id)}/"
+
+
+def dataset_prefix(release_id: str, dataset: str) -> str:
+    return f"{release_prefix(release_id)}{dataset}/"
+
+
+def manifest_key(release_id: str) -> str:
+    return release_prefix(release_id) + MANIFEST_NAME
+
+
+def raw_prefix(release_id: str) -> str:
+    return f"raw/{check_release_id(release_id)}/"
+
+
+def staging_prefix(release_id: str) -> str:
+    return f"staging/{check_release_id(release_id)}/"
+
+
+def validation_prefix(release_id: str) -> str:
+    return f"validation/{check_release_id(release_id)}/"
