@@ -13,14 +13,19 @@ tiers the City of Boston reads:
 | 4 | `bps-tier4-research` | pseudonymized student-level research files |
 
 Steps: **plan** (release id; fails closed on a missing key) → **extract** (raw zone + canonical
-staging) → **validate** (one task per dataset) → **derive** (shared views) → **build** (one task
-per tier, unpublished) → **gate** (independent re-check of every tier) → **publish** (move
-`LATEST`). Nothing is published unless every tier passes the gate; the last good release stays
-what readers see.
+staging) → **validate** (one task per dataset; quarantines bad rows or stops the night) →
+**data_docs** (Great Expectations Data Docs, rendered even when validation failed) → **derive**
+(shared views) → **build** (one task per tier, unpublished) → **gate** (independent re-check of
+every tier) → **publish** (move `LATEST`). Nothing is published unless every tier passes the
+gate; the last good release stays what readers see.
 
 Who receives which field, and in what form, is in `include/datashare/policy/tier_policy.yaml`.
-Manual runs take a `source` directory (default: the Airflow Variable `datashare_source`, else
-`$DATASHARE_SOURCE`, else `.local/source`) and optionally an explicit `release_id`.
+A `source` of the form `conn:<conn_id>` names an Airflow Connection holding the SQL URL of an
+SIS replica (its password never enters XCom or logs). Manual runs take a `source` (default: the
+Airflow Variable `datashare_source`, else
+`$DATASHARE_SOURCE`, else `.local/source`), a `source_format` (default: the Variable
+`datashare_source_format`, else `$DATASHARE_SOURCE_FORMAT`, else `csv_drop`) and optionally an
+explicit `release_id`.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import pendulum
 from airflow.sdk import Param, Variable, dag, get_current_context, task
 
 from datashare.policy import load_policy
+from datashare.sources import ADAPTERS
 from datashare_airflow import run_step
 
 # Parsed once per DAG parse: the policy file is configuration shipped with the code.
@@ -58,7 +64,12 @@ RELEASE_ID_PATTERN = r"^\d{8}T\d{6}Z(-[a-z0-9]{1,16})?$"
             title="Source export",
             description="Directory of the export drop; empty = configured default",
         ),
-        "source_format": Param("csv_drop", enum=["csv_drop"], title="Source format"),
+        "source_format": Param(
+            "",
+            enum=["", *ADAPTERS],
+            title="Source format",
+            description="Adapter; empty = configured default (csv_drop)",
+        ),
         "release_id": Param(
             None,
             type=["null", "string"],
@@ -98,12 +109,21 @@ def bps_nightly() -> None:
     def extract(plan: dict) -> list[str]:
         from datashare.pipeline import extract as extract_step
 
+        source = plan["source"]
+        if source.startswith("conn:"):
+            # A SQL source named by Airflow Connection: its URL (with the password) goes to the
+            # adapter through this process's environment, never through XCom or the plan.
+            from airflow.sdk import Connection
+
+            os.environ["DATASHARE_SOURCE_URL"] = Connection.get(source[5:]).get_uri()
+            source = "env:DATASHARE_SOURCE_URL"
         out = run_step(
             "extract",
             extract_step,
             release_id=plan["release_id"],
-            source=plan["source"],
+            source=source,
             source_format=plan["source_format"],
+            as_of=plan["as_of"],
         )
         return out["datasets"]
 
@@ -114,6 +134,14 @@ def bps_nightly() -> None:
         return run_step(
             f"validate {dataset}", validate_dataset, release_id=plan["release_id"], dataset=dataset
         )
+
+    @task(trigger_rule="all_done_min_one_success")
+    def data_docs(plan: dict) -> dict:
+        """Renders the night's Data Docs whether or not validation passed (not when planning
+        failed: then there is no night to document)."""
+        from datashare.pipeline import render_data_docs
+
+        return run_step("data docs", render_data_docs, release_id=plan["release_id"])
 
     @task
     def derive(plan: dict) -> dict:
@@ -149,7 +177,7 @@ def bps_nightly() -> None:
     planned = plan()
     validated = validate.partial(plan=planned).expand(dataset=extract(planned))
     derived = derive(planned)
-    validated >> derived
+    validated >> [derived, data_docs(planned)]
     built = build.partial(plan=planned).expand(tier=TIERS)
     derived >> built
     publish(planned, gate(planned, built))

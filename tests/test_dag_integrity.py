@@ -71,7 +71,9 @@ def test_no_import_errors(dagbag: dict) -> None:
 def test_the_nightly_dag_exists(dagbag: dict) -> None:
     assert "bps_nightly" in dagbag["dags"]
     tasks = dagbag["dags"]["bps_nightly"]["tasks"]
-    assert tasks == sorted(["plan", "extract", "validate", "derive", "build", "gate", "publish"])
+    assert tasks == sorted(
+        ["plan", "extract", "validate", "data_docs", "derive", "build", "gate", "publish"]
+    )
 
 
 @pytest.mark.parametrize("field", ["owners", "retries", "schedule", "doc_md", "tags"])

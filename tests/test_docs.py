@@ -23,3 +23,11 @@ def test_lake_doc_lists_every_bucket() -> None:
     text = (DOCS / "lake.md").read_text()
     for tier in load_policy().tiers:
         assert f"`{tier.bucket}`" in text
+
+
+def test_validation_doc_lists_every_defect_and_its_outcome() -> None:
+    from datashare.synth.defects import DEFECTS
+
+    text = (DOCS / "validation.md").read_text()
+    for name in DEFECTS:
+        assert f"| `{name}` |" in text, name

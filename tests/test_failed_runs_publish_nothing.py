@@ -54,7 +54,7 @@ def test_failing_validation_publishes_nothing(published: dict, duplicate_student
     assert proc.returncode != 0
     # The operator is told which dataset and which rule, without any student value.
     assert "students" in proc.stderr
-    assert "key student_id unique" in proc.stderr
+    assert "key.unique" in proc.stderr
     assert "critical" in proc.stderr
     assert _latest_everywhere() == before
     # Nothing of the failed release reached any tier bucket.

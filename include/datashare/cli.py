@@ -55,7 +55,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from datashare.lake import server
     from datashare.local_airflow import run_nightly
 
-    source = Path(args.source).resolve()
+    source = args.source if "://" in args.source else str(Path(args.source).resolve())
     if not server.status().running and not args.external_lake:
         print(
             "The embedded lake is not running: start it with `datashare lake up`.", file=sys.stderr
@@ -64,7 +64,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     release_id = args.release_id or now.strftime("%Y%m%dT%H%M%SZ")
     print(f"Running the nightly pipeline through Airflow: source {source}, release {release_id}")
-    result = run_nightly(source, release_id, logical_date=now.isoformat(), progress=sys.stdout)
+    result = run_nightly(
+        source,
+        release_id,
+        logical_date=now.isoformat(),
+        source_format=args.source_format,
+        progress=sys.stdout,
+    )
     if not result.ok:
         print(f"\nFAILED: the nightly run did not publish (log: {result.log}).", file=sys.stderr)
         for f in result.failures:
@@ -190,6 +196,12 @@ def _parser() -> argparse.ArgumentParser:
         default=2026,
         help="spring year of the school year (2026 = 2025-26)",
     )
+    s.add_argument(
+        "--defects",
+        metavar="NAME[,NAME...]",
+        help="inject real-world export defects (see docs/validation.md; 'all' for "
+        "every one); default: none",
+    )
     s.set_defaults(func=_cmd_synth)
 
     r = sub.add_parser(
@@ -198,7 +210,14 @@ def _parser() -> argparse.ArgumentParser:
         description="Run the nightly DAG once with `airflow dags test` on an "
         "export drop; exit 0 only if every tier published.",
     )
-    r.add_argument("--source", required=True, help="export drop directory")
+    r.add_argument(
+        "--source",
+        required=True,
+        help="the export: a directory, file or URL, as the source format expects",
+    )
+    r.add_argument(
+        "--source-format", default="csv_drop", help="source adapter: csv_drop (default), ..."
+    )
     r.add_argument("--release-id", help="release id (default: now, YYYYMMDDTHHMMSSZ)")
     r.add_argument(
         "--external-lake",

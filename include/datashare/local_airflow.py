@@ -145,13 +145,18 @@ def _failure(line: str) -> dict:
 
 
 def run_nightly(
-    source: Path, release_id: str, *, logical_date: str, progress: IO[str] | None = None
+    source: str,
+    release_id: str,
+    *,
+    logical_date: str,
+    source_format: str = "csv_drop",
+    progress: IO[str] | None = None,
 ) -> NightlyResult:
     """Run the nightly DAG once through Airflow's task runner; stream a short progress view."""
     bootstrap(progress)
     log_path = private_dir(paths().runs) / f"{release_id}.log"
     conf = json.dumps(
-        {"source": str(source), "source_format": "csv_drop", "release_id": release_id}
+        {"source": str(source), "source_format": source_format, "release_id": release_id}
     )
     args = [_airflow(), "dags", "test", DAG_ID, logical_date, "--conf", conf]
     result = NightlyResult(ok=False, release_id=release_id, log=log_path)

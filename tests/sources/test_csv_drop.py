@@ -111,15 +111,3 @@ def test_malformed_row_names_its_line(export: Path) -> None:
     _edit_line(export, "enrollments.csv", 7, "\n", ",extra\n")
     with pytest.raises(SourceError, match=r"line 7.*expected 7 fields, found 8"):
         _read_all(export, "enrollments")
-
-
-def test_required_value_missing(export: Path) -> None:
-    path = export / "schools.csv"
-    lines = path.read_text().splitlines(keepends=True)
-    fields = lines[2].split(",")
-    fields[2] = ""  # school_name
-    lines[2] = ",".join(fields)
-    path.write_text("".join(lines))
-    _sync(export)
-    with pytest.raises(SourceError, match=r"line 3, dataset schools, column school_name"):
-        _read_all(export, "schools")

@@ -11,6 +11,8 @@ The pipeline-only bucket holds everything readers must never see:
     raw/<release_id>/<file>            the source export, unchanged, checksummed
     staging/<release_id>/<dataset>/... canonical staging Parquet
     validation/<release_id>/...        validation results and Data Docs
+    quarantine/<release_id>/<dataset>/ rows removed by quarantine rules, with the rules broken
+    state/<source_format>.json         source state of the last successful night (watermarks)
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ __all__ = [
     "check_release_id",
     "dataset_prefix",
     "manifest_key",
+    "quarantine_prefix",
     "raw_prefix",
     "release_prefix",
+    "source_state_key",
     "staging_prefix",
     "validation_prefix",
 ]
@@ -68,3 +72,11 @@ def staging_prefix(release_id: str) -> str:
 
 def validation_prefix(release_id: str) -> str:
     return f"validation/{check_release_id(release_id)}/"
+
+
+def source_state_key(source_format: str) -> str:
+    return f"state/{source_format}.json"
+
+
+def quarantine_prefix(release_id: str) -> str:
+    return f"quarantine/{check_release_id(release_id)}/"

@@ -10,7 +10,7 @@ from datashare.pipeline.extract import extract
 from datashare.pipeline.gate import gate_release
 from datashare.pipeline.plan import plan_release
 from datashare.pipeline.publish import publish_release
-from datashare.pipeline.validate import validate_dataset
+from datashare.pipeline.validate import render_data_docs, validate_dataset
 
 __all__ = [
     "build_tier",
@@ -19,5 +19,6 @@ __all__ = [
     "gate_release",
     "plan_release",
     "publish_release",
+    "render_data_docs",
     "validate_dataset",
 ]

@@ -7,6 +7,7 @@ has passed and the publish step moves it.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -15,7 +16,7 @@ import duckdb
 from datashare.keys import key_provider, token_key_name
 from datashare.lake.client import connect
 from datashare.lake.identities import PIPELINE
-from datashare.lake.layout import release_prefix
+from datashare.lake.layout import PIPELINE_BUCKET, release_prefix, validation_prefix
 from datashare.pipeline.staging import load_sources, read_extract_record
 from datashare.policy import load_policy
 from datashare.privacy.tokenize import Tokenizer
@@ -31,6 +32,31 @@ def tokenizer_for(tier: int) -> Tokenizer:
     """The tier's tokenizer under the current key version (fails closed if the key is absent)."""
     secret = key_provider().current(token_key_name(tier))
     return Tokenizer(secret.secret, tier, secret.version)
+
+
+def validation_summary(lake: Any, release_id: str, record: dict[str, Any]) -> dict[str, Any]:
+    """What validation found this night, for the manifest: per dataset, rows quarantined and
+    warnings (rule and count), plus the source's own warnings. Counts only, never values."""
+    out: dict[str, Any] = {}
+    for dataset in sorted(record["datasets"]):
+        doc = json.loads(
+            lake.get_bytes(PIPELINE_BUCKET, f"{validation_prefix(release_id)}{dataset}.json")
+        )
+        out[dataset] = {
+            "rows": doc["rows"],
+            "quarantined": doc["quarantined"],
+            "warnings": [
+                {"rule": f["rule"], "rows": f["unexpected_count"]}
+                for f in doc["findings"]
+                if f["severity"] == "warning"
+            ],
+        }
+    return {
+        "datasets": out,
+        "source_warnings": record.get("warnings", []),
+        "missing_datasets": record.get("missing_datasets", []),
+        "data_docs": f"s3://{PIPELINE_BUCKET}/{validation_prefix(release_id)}docs/index.html",
+    }
 
 
 def build_tier(*, release_id: str, tier: int) -> dict[str, Any]:
@@ -62,7 +88,12 @@ def build_tier(*, release_id: str, tier: int) -> dict[str, Any]:
         policy_version=policy.version,
         source_fingerprint=record["source_fingerprint"],
         datasets=datasets,
-        extra={"tier_name": spec.name, "tier_title": spec.title, "policy_sha256": policy.digest},
+        extra={
+            "tier_name": spec.name,
+            "tier_title": spec.title,
+            "policy_sha256": policy.digest,
+            "validation": validation_summary(lake, release_id, record),
+        },
     )
     key = write_manifest(lake, spec.bucket, manifest.to_json())
     return {

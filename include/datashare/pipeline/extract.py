@@ -1,30 +1,32 @@
 """Step 2: extract a source export into the raw zone and canonical staging Parquet.
 
-The raw files are kept unchanged and checksummed in `raw/<release_id>/` (pipeline-only, for
-audit); the canonical datasets go to `staging/<release_id>/<dataset>/part-NNNN.parquet`. If any
-file fails, everything this step wrote for the release is removed and nothing is passed on.
+The source adapter (chosen by `source_format`) maps the export into the canonical model. The raw
+files are kept unchanged and checksummed in `raw/<release_id>/` (pipeline-only, for audit); the
+canonical datasets go to `staging/<release_id>/<dataset>/part-NNNN.parquet`. If anything fails,
+everything this step wrote for the release is removed and nothing is passed on. Incremental
+sources get the state of the last successful night from `state/<source_format>.json`.
 """
 
 from __future__ import annotations
 
-import hashlib
+import io
 import json
 import logging
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3.s3.transfer
 import pyarrow as pa
 
 from datashare.errors import SourceError
-from datashare.lake.client import connect
+from datashare.lake.client import Lake, NotFound, connect
 from datashare.lake.identities import PIPELINE
-from datashare.lake.layout import PIPELINE_BUCKET, raw_prefix, staging_prefix
+from datashare.lake.layout import PIPELINE_BUCKET, raw_prefix, source_state_key, staging_prefix
 from datashare.lake.parquet_io import write_parquet
-from datashare.pipeline.staging import EXTRACT_RECORD
-from datashare.sources import csv_drop
+from datashare.pipeline.staging import EXTRACT_RECORD, read_staged
+from datashare.sources import open_source
+from datashare.sources.base import ExtractContext
 from datashare.sources.canonical import model
 
 __all__ = ["extract"]
@@ -51,68 +53,95 @@ def _parts(batches: Iterator[pa.RecordBatch], limit: int) -> Iterator[list[pa.Re
         yield buf
 
 
-def _fingerprint(files: list[csv_drop.DropFile]) -> str:
-    h = hashlib.sha256()
-    for f in sorted(files, key=lambda f: f.dataset):
-        h.update(f"{f.dataset}:{f.sha256}\n".encode())
-    return h.hexdigest()
+def _previous(lake: Lake, source_format: str) -> tuple[dict | None, str | None]:
+    """The state and release id of the last successful night from this source format."""
+    try:
+        doc = json.loads(lake.get_bytes(PIPELINE_BUCKET, source_state_key(source_format)))
+    except NotFound:
+        return None, None
+    return doc.get("state"), doc.get("release_id")
 
 
-def extract(*, release_id: str, source: str, source_format: str = "csv_drop") -> dict[str, Any]:
+def extract(
+    *, release_id: str, source: str, source_format: str = "csv_drop", as_of: str | None = None
+) -> dict[str, Any]:
     """Extract `source` for `release_id`; returns the staged datasets' keys and row counts."""
     started = time.perf_counter()
     lake = connect(PIPELINE)
-    directory = Path(source)
-    files = csv_drop.read_drop(directory)
+    state, previous_release = _previous(lake, source_format)
+
+    def previous_snapshot(dataset: str) -> pa.Table | None:
+        if previous_release is None:
+            return None
+        return read_staged(lake, previous_release, dataset)
+
+    ctx = ExtractContext(
+        release_id=release_id,
+        as_of=as_of or "",
+        previous_state=state,
+        previous_snapshot=previous_snapshot,
+    )
+    source_extract = open_source(source_format, source, ctx)
     staged: dict[str, Any] = {}
+    missing = sorted(set(model().datasets) - set(source_extract.datasets()))
     try:
-        for name in ("manifest.json",):
-            lake.s3.upload_file(
-                str(directory / name),
-                PIPELINE_BUCKET,
-                raw_prefix(release_id) + name,
-                Config=_TRANSFER,
-            )
-        for f in files:
-            lake.s3.upload_file(
-                str(f.path),
-                PIPELINE_BUCKET,
-                raw_prefix(release_id) + f.path.name,
-                ExtraArgs={"Metadata": {"sha256": f.sha256}},
-                Config=_TRANSFER,
-            )
-            schema = model()[f.dataset].schema
+        for raw in source_extract.raw_files():
+            key = raw_prefix(release_id) + raw.name
+            meta = {"Metadata": {"sha256": raw.sha256}}
+            if raw.path is not None:
+                lake.s3.upload_file(
+                    str(raw.path), PIPELINE_BUCKET, key, ExtraArgs=meta, Config=_TRANSFER
+                )
+            else:
+                lake.s3.upload_fileobj(
+                    io.BytesIO(raw.data or b""),
+                    PIPELINE_BUCKET,
+                    key,
+                    ExtraArgs=meta,
+                    Config=_TRANSFER,
+                )
+        for dataset in sorted(model().datasets):
+            schema = model()[dataset].schema
+            batches = source_extract.batches(dataset) if dataset not in missing else iter(())
             keys, rows = [], 0
-            for i, part in enumerate(_parts(csv_drop.read_batches(f), _ROWS_PER_PART)):
-                key = f"{staging_prefix(release_id)}{f.dataset}/part-{i:04d}.parquet"
+            for i, part in enumerate(_parts(batches, _ROWS_PER_PART)):
+                key = f"{staging_prefix(release_id)}{dataset}/part-{i:04d}.parquet"
                 entry = write_parquet(lake, PIPELINE_BUCKET, key, part, schema)
                 keys.append(key)
                 rows += entry.rows
-            if rows != f.rows:
+            expected = None if dataset in missing else source_extract.expected_rows(dataset)
+            if expected is not None and rows != expected:
                 raise SourceError(
-                    f"file has {rows} data rows but the manifest says {f.rows}",
-                    file=str(f.path),
-                    dataset=f.dataset,
+                    f"read {rows} data rows but the source declares {expected}", dataset=dataset
                 )
-            if not keys:  # header only: stage an empty table so later steps see the dataset
-                key = f"{staging_prefix(release_id)}{f.dataset}/part-0000.parquet"
+            if not keys:  # empty or not provided: stage an empty table so later steps see it
+                key = f"{staging_prefix(release_id)}{dataset}/part-0000.parquet"
                 write_parquet(lake, PIPELINE_BUCKET, key, schema.empty_table())
                 keys.append(key)
-            staged[f.dataset] = {
+            staged[dataset] = {
                 "keys": keys,
                 "rows": rows,
-                "file": f.path.name,
-                "manifest_rows": f.rows,
+                "declared_rows": expected,
+                "provided": dataset not in missing,
             }
-            log.info("extracted %s: %d rows from %s", f.dataset, rows, f.path.name)
+            log.info("extracted %s: %d rows", dataset, rows)
     except BaseException:
         lake.delete_prefix(PIPELINE_BUCKET, staging_prefix(release_id))
         lake.delete_prefix(PIPELINE_BUCKET, raw_prefix(release_id))
         raise
+    if missing:
+        log.warning(
+            "source %s does not provide: %s (staged empty)", source_format, ", ".join(missing)
+        )
     record = {
         "release_id": release_id,
         "source_format": source_format,
-        "source_fingerprint": _fingerprint(files),
+        "as_of": as_of,
+        "source_fingerprint": source_extract.fingerprint(),
+        "source_state": source_extract.state,
+        "previous_release": previous_release,
+        "missing_datasets": missing,
+        "warnings": list(getattr(source_extract, "warnings", [])),
         "datasets": staged,
         "seconds": round(time.perf_counter() - started, 3),
     }

@@ -16,11 +16,13 @@ from datashare.keys import key_provider, token_key_name
 from datashare.lake.client import connect
 from datashare.lake.identities import PIPELINE
 from datashare.lake.layout import PIPELINE_BUCKET, check_release_id
+from datashare.pipeline.runs import record_run
 from datashare.policy import load_policy
+from datashare.sources import ADAPTERS
 
 __all__ = ["SOURCE_FORMATS", "derive_release_id", "plan_release", "required_keys"]
 
-SOURCE_FORMATS = ("csv_drop",)
+SOURCE_FORMATS = tuple(ADAPTERS)
 
 
 def derive_release_id(logical_date: dt.datetime, run_id: str) -> str:
@@ -46,13 +48,20 @@ def plan_release(
     release_id: str | None,
     run_id: str,
     logical_date: dt.datetime,
+    dag_id: str = "bps_nightly",
 ) -> dict[str, Any]:
     if source_format not in SOURCE_FORMATS:
         raise ConfigError(f"unknown source format {source_format!r}; known: {SOURCE_FORMATS}")
     if not source:
         raise ConfigError("no source given: set the `source` parameter (an export directory)")
-    if source_format == "csv_drop" and not Path(source).is_dir():
-        raise ConfigError(f"source directory {source} does not exist")
+    # A path must exist; URLs and `env:NAME` references (credentials stay out of the plan) are
+    # checked by their adapter when extraction opens them.
+    if (
+        "://" not in source
+        and not source.startswith(("env:", "conn:"))
+        and not Path(source).exists()
+    ):
+        raise ConfigError(f"source {source} does not exist")
     provider = key_provider()
     versions = {name: provider.current(name).version for name in required_keys()}
     lake = connect(PIPELINE)
@@ -60,10 +69,13 @@ def plan_release(
     for bucket in [t.bucket for t in policy.tiers] + [PIPELINE_BUCKET]:
         lake.check_bucket(bucket)
     rid = check_release_id(release_id) if release_id else derive_release_id(logical_date, run_id)
+    # Every check passed: only now is anything written (the run -> release index).
+    record_run(lake, dag_id, run_id, rid)
     return {
         "release_id": rid,
         "source": str(source),
         "source_format": source_format,
+        "as_of": logical_date.astimezone(dt.UTC).isoformat(timespec="seconds"),
         "policy_version": policy.version,
         "key_versions": versions,  # versions only; never key material
     }

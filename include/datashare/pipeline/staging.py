@@ -8,10 +8,17 @@ from typing import Any
 import pyarrow as pa
 
 from datashare.lake.client import Lake
-from datashare.lake.layout import PIPELINE_BUCKET, staging_prefix
+from datashare.lake.layout import PIPELINE_BUCKET, staging_prefix, validation_prefix
 from datashare.lake.parquet_io import read_parquet_keys
 
-__all__ = ["EXTRACT_RECORD", "load_sources", "read_extract_record", "view_prefix"]
+__all__ = [
+    "EXTRACT_RECORD",
+    "load_sources",
+    "read_extract_record",
+    "read_staged",
+    "validated_keys",
+    "view_prefix",
+]
 
 EXTRACT_RECORD = "_extract.json"
 
@@ -33,16 +40,24 @@ def read_staged(
     return read_parquet_keys(lake, PIPELINE_BUCKET, keys, columns)
 
 
+def validated_keys(lake: Lake, release_id: str, dataset: str) -> list[str]:
+    """Parts of a dataset as validated (quarantined rows removed); NotFound if not validated."""
+    doc = json.loads(
+        lake.get_bytes(PIPELINE_BUCKET, f"{validation_prefix(release_id)}{dataset}.json")
+    )
+    return list(doc["validated_keys"])
+
+
 def load_sources(lake: Lake, release_id: str, names: set[str]) -> dict[str, pa.Table]:
-    """Canonical datasets and derived views by name, read from staging."""
+    """Validated canonical datasets and derived views by name. Only validated data is ever
+    built into a tier: a dataset without a validation outcome cannot be loaded."""
     from datashare.tiers.views import VIEWS
 
-    record = read_extract_record(lake, release_id)
     out = {}
     for name in sorted(names):
         if name in VIEWS:
             keys = sorted(lake.list_keys(PIPELINE_BUCKET, view_prefix(release_id, name)))
         else:
-            keys = record["datasets"][name]["keys"]
+            keys = validated_keys(lake, release_id, name)
         out[name] = read_parquet_keys(lake, PIPELINE_BUCKET, keys)
     return out

@@ -47,9 +47,10 @@ class Dataset:
 
     @property
     def schema(self) -> pa.Schema:
-        return pa.schema(
-            [pa.field(c.name, c.arrow_type, nullable=not c.required) for c in self.columns]
-        )
+        """The staging schema. Every field is nullable here on purpose: `required` is a data
+        contract, enforced by validation (which reports how many rows break it), not by the
+        parser (which would stop at the first one)."""
+        return pa.schema([pa.field(c.name, c.arrow_type) for c in self.columns])
 
     def column(self, name: str) -> Column:
         for c in self.columns:

@@ -8,7 +8,8 @@ each file's dataset, rows, bytes and SHA-256. Reading is strict and streaming:
 - the header must be exactly the canonical columns (any order); an unknown or missing column
   stops the source;
 - every value is parsed to its canonical type; the first bad value stops the source with an
-  error naming file, record number, column and rule, never the value itself.
+  error naming file, record number, column and rule, never the value itself. (Rules on values,
+  such as required fields or code sets, are the data contracts' job: see validation/.)
 
 pyarrow's streaming CSV reader does the parsing; it reports neither row numbers nor values we
 may log, so on failure we locate the record ourselves (a bisection over the failing batch).
@@ -16,7 +17,6 @@ may log, so on failure we locate the record ourselves (a bisection over the fail
 
 from __future__ import annotations
 
-import hashlib
 import json
 import mmap
 import re
@@ -25,17 +25,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from datashare.errors import SourceError
+from datashare.sources.base import ExtractContext, RawFile, fingerprint, sha256_file
 from datashare.sources.canonical import Dataset, model
 
-__all__ = ["DropFile", "read_batches", "read_drop"]
+__all__ = ["CsvDropExtract", "DropFile", "open_extract", "read_batches", "read_drop"]
 
 MANIFEST = "manifest.json"
 _BLOCK = 8 << 20
-_HASH_CHUNK = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -45,14 +44,6 @@ class DropFile:
     rows: int
     bytes: int
     sha256: str
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_HASH_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_drop(directory: Path, *, verify_checksums: bool = True) -> list[DropFile]:
@@ -89,7 +80,7 @@ def read_drop(directory: Path, *, verify_checksums: bool = True) -> list[DropFil
                 file=str(path),
                 dataset=ds,
             )
-        if verify_checksums and _sha256(path) != e["sha256"]:
+        if verify_checksums and sha256_file(path) != e["sha256"]:
             raise SourceError(
                 "SHA-256 differs from the manifest (altered export)", file=str(path), dataset=ds
             )
@@ -100,16 +91,16 @@ def read_drop(directory: Path, *, verify_checksums: bool = True) -> list[DropFil
     return files
 
 
+def has_bom(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(3) == b"\xef\xbb\xbf"
+
+
 def _header(path: Path, ds: Dataset) -> list[str]:
     with open(path, "rb") as fh:
         first = fh.readline(1 << 16)
-    if first.startswith(b"\xef\xbb\xbf"):
-        raise SourceError(
-            "file starts with a UTF-8 byte-order mark; the export contract is UTF-8 without BOM",
-            file=str(path),
-            line=1,
-            dataset=ds.name,
-        )
+    # A UTF-8 byte-order mark (as Excel writes) is harmless: it is skipped, and reported.
+    first = first.removeprefix(b"\xef\xbb\xbf")
     try:
         text = first.decode("utf-8").rstrip("\r\n")
     except UnicodeDecodeError as exc:
@@ -200,15 +191,6 @@ def _convert(batch: pa.RecordBatch, ds: Dataset, path: Path, first_record: int) 
                     dataset=ds.name,
                     column=col.name,
                 ) from exc
-        if col.required and typed.null_count:
-            i = pc.index(pc.is_null(typed), True).as_py()
-            raise SourceError(
-                "required value is empty",
-                file=str(path),
-                line=first_record + i + 1,
-                dataset=ds.name,
-                column=col.name,
-            )
         arrays.append(typed)
     return pa.RecordBatch.from_arrays(arrays, schema=ds.schema)
 
@@ -266,3 +248,52 @@ def read_batches(f: DropFile) -> Iterator[pa.RecordBatch]:
             line=line,
             dataset=ds.name,
         )
+
+
+class CsvDropExtract:
+    """The `Extract` of one CSV export drop."""
+
+    format = "csv_drop"
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.files = {f.dataset: f for f in read_drop(directory)}
+
+    def datasets(self) -> list[str]:
+        return sorted(self.files)
+
+    def batches(self, dataset: str) -> Iterator[pa.RecordBatch]:
+        return read_batches(self.files[dataset])
+
+    def expected_rows(self, dataset: str) -> int | None:
+        return self.files[dataset].rows
+
+    def raw_files(self) -> list[RawFile]:
+        manifest = self.directory / MANIFEST
+        out = [RawFile(MANIFEST, sha256_file(manifest), manifest.stat().st_size, path=manifest)]
+        out += [RawFile(f.path.name, f.sha256, f.bytes, path=f.path) for f in self.files.values()]
+        return out
+
+    def fingerprint(self) -> str:
+        return fingerprint({name: f.sha256 for name, f in self.files.items()})
+
+    @property
+    def warnings(self) -> list[dict[str, str]]:
+        return [
+            {
+                "dataset": f.dataset,
+                "file": f.path.name,
+                "problem": "file starts with a UTF-8 byte-order mark (skipped)",
+            }
+            for f in self.files.values()
+            if has_bom(f.path)
+        ]
+
+    @property
+    def state(self) -> dict:
+        return {}
+
+
+def open_extract(location: str, ctx: ExtractContext | None = None) -> CsvDropExtract:
+    """Open a CSV drop directory (checks the manifest, sizes and checksums)."""
+    return CsvDropExtract(Path(location))

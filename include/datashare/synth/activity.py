@@ -22,9 +22,9 @@ __all__ = [
 ]
 
 # Absence propensity: a Beta draw per student, scaled by grade band and circumstances.
-# With these values about 30% of students miss 10% or more of their days, in the range BPS
-# has reported (roughly a quarter to a third chronically absent).
-_ABSENCE_BETA = (1.6, 24.0)
+# With these values about 28% of students miss 10% or more of their days (average attendance
+# about 92%), in the range BPS has reported (roughly a quarter to a third chronically absent).
+_ABSENCE_BETA = (1.6, 29.0)
 _GRADE_FACTOR = np.array(
     [1.35, 1.25, 1.05, 1.0, 0.95, 0.95, 0.95, 1.05, 1.1, 1.15, 1.6, 1.7, 1.75, 1.9, 1.3]
 )  # GRADES order

@@ -1,9 +1,9 @@
 """Synthetic students, their enrollment spells and program participation, column-wise.
 
 Counts per school and grade follow DESE's October enrollment (scaled); race, gender and program
-rates follow each school's DESE profile, with within-school associations (e.g. English learners
-more often Hispanic or Asian, disabilities more often identified in boys) rescaled so that every
-school's overall rate still matches its profile in expectation.
+rates follow each school's DESE profile exactly (counts, not draws), with within-school
+associations (English learners more often Hispanic or Asian, disabilities more often identified
+in boys) deciding which students carry a flag.
 """
 
 from __future__ import annotations
@@ -89,19 +89,24 @@ def _categorical(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
     return (u[:, None] > cum).sum(axis=1)
 
 
-def _bernoulli_preserving(
-    rng: np.random.Generator,
-    school_rate: np.ndarray,
-    school: np.ndarray,
-    weight: np.ndarray,
+def _exact_share(
+    rng: np.random.Generator, school_rate: np.ndarray, school: np.ndarray, weight: np.ndarray
 ) -> np.ndarray:
-    """Draw flags with P = rate_school * weight_i / mean(weight in school) (mean preserved)."""
+    """Flag round(rate x size) students in each school, chosen with probability proportional
+    to `weight` (Efraimidis-Spirakis keys: u^(1/w), the largest k win).
+
+    Exact counts rather than independent draws: a 200-student school's rate would otherwise
+    wander by +/-3 points, and DESE's per-school rates are what the generator is calibrated to.
+    """
     n_s = len(school_rate)
-    mean_w = np.bincount(school, weights=weight, minlength=n_s) / np.maximum(
-        np.bincount(school, minlength=n_s), 1
-    )
-    p = np.clip(school_rate[school] * weight / np.maximum(mean_w[school], 1e-9), 0, 0.995)
-    return rng.random(len(school)) < p
+    size = np.bincount(school, minlength=n_s)
+    want = np.rint(np.nan_to_num(school_rate) * size).astype(np.int64)
+    key = np.log(rng.random(len(school))) / np.maximum(weight, 1e-9)
+    order = np.lexsort((-key, school))  # by school, best key first
+    start = np.concatenate([[0], np.cumsum(size)[:-1]])
+    rank = np.empty(len(school), dtype=np.int64)
+    rank[order] = np.arange(len(school)) - start[school[order]]
+    return rank < want[school]
 
 
 def _unique_ids(rng: np.random.Generator, n: int, low: int, high: int) -> np.ndarray:
@@ -184,10 +189,10 @@ def make_population(
     gender = np.where(male, "M", "F").astype(object)
     gender[rng.random(n) < _NONBINARY_SHARE] = "N"
 
-    ell = _bernoulli_preserving(rng, cal.rates["ell"], school, _ELL_BY_RACE[race])
+    ell = _exact_share(rng, cal.rates["ell"], school, _ELL_BY_RACE[race])
     swd_w = np.vectorize(_SWD_BY_GENDER.get)(gender).astype(float)
-    swd = _bernoulli_preserving(rng, cal.rates["swd"], school, swd_w)
-    econ = _bernoulli_preserving(rng, cal.rates["econ_dis"], school, _ECON_BY_RACE[race])
+    swd = _exact_share(rng, cal.rates["swd"], school, swd_w)
+    econ = _exact_share(rng, cal.rates["econ_dis"], school, _ECON_BY_RACE[race])
     s504 = (~swd) & (rng.random(n) < _S504_SHARE)
     homeless = rng.random(n) < np.where(econ, _HOMELESS_SHARE / 0.7, _HOMELESS_SHARE * 0.3)
 
