@@ -16,7 +16,8 @@ Steps: **plan** (release id; fails closed on a missing key) → **extract** (raw
 staging) → **validate** (one task per dataset; quarantines bad rows or stops the night) →
 **data_docs** (Great Expectations Data Docs, rendered even when validation failed) → **derive**
 (shared views) → **build** (one task per tier, unpublished) → **gate** (independent re-check of
-every tier) → **publish** (move `LATEST`). Nothing is published unless every tier passes the
+every tier) → **publish** (promote, move `LATEST`) → **grants** (regenerate read access from the
+policy; expired data-use agreements lose it). Nothing is published unless every tier passes the
 gate; the last good release stays what readers see.
 
 Who receives which field, and in what form, is in `include/datashare/policy/tier_policy.yaml`.
@@ -174,13 +175,20 @@ def bps_nightly() -> None:
             tiers=sorted(int(t) for t in gated["tiers"]),
         )
 
+    @task
+    def grants() -> dict:
+        """Regenerates the lake's grants from the policy (expired agreements lose access)."""
+        from datashare.pipeline import refresh_grants
+
+        return run_step("grants", refresh_grants)
+
     planned = plan()
     validated = validate.partial(plan=planned).expand(dataset=extract(planned))
     derived = derive(planned)
     validated >> [derived, data_docs(planned)]
     built = build.partial(plan=planned).expand(tier=TIERS)
     derived >> built
-    publish(planned, gate(planned, built))
+    publish(planned, gate(planned, built)) >> grants()
 
 
 bps_nightly()

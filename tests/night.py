@@ -38,6 +38,7 @@ def run_night(
     as_of: dt.datetime | None = None,
     source_format: str = "csv_drop",
     validate_only: list[str] | None = None,
+    stop_before: str | None = None,
 ) -> Night:
     """One night. `validate_only` shortens a night that is expected to stop in validation to
     the datasets under test (a night that publishes always validates everything)."""
@@ -74,6 +75,9 @@ def run_night(
         for tier in tiers:
             steps.build_tier(release_id=release_id, tier=tier)
         steps.gate_release(release_id=release_id, tiers=tiers)
+        if stop_before == "publish":
+            night.stopped_at = "before publish"
+            return night
         steps.publish_release(release_id=release_id, tiers=tiers)
     except DataShareError as exc:
         night.stopped_at, night.errors = "publish", [exc]

@@ -72,7 +72,7 @@ def test_the_nightly_dag_exists(dagbag: dict) -> None:
     assert "bps_nightly" in dagbag["dags"]
     tasks = dagbag["dags"]["bps_nightly"]["tasks"]
     assert tasks == sorted(
-        ["plan", "extract", "validate", "data_docs", "derive", "build", "gate", "publish"]
+        ["plan", "extract", "validate", "data_docs", "derive", "build", "gate", "publish", "grants"]
     )
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
 from datashare.lake.client import connect
 from datashare.policy import load_policy
 from datashare.releases import latest, list_releases
+from support import run_cli
 
 TIERS = load_policy().tiers
 

@@ -1,7 +1,8 @@
 """Access control and transport security of the real lake (SeaweedFS), adversarially.
 
-Every reader identity x every bucket x every action: a reader may list and get its own tier's
-bucket and nothing else (HTTP 403 everywhere else). The pipeline writes but cannot create or
+Every reader identity x every bucket x every action: a reader may list its own tier's bucket and
+get its published releases, and nothing else (HTTP 403 everywhere else, including the staged
+releases in its own bucket). The pipeline writes but cannot create or
 delete buckets. TLS is verified: a client trusting another CA fails; plain HTTP is refused.
 """
 
@@ -25,7 +26,10 @@ POLICY = load_policy()
 BUCKETS = [t.bucket for t in POLICY.tiers] + [PIPELINE_BUCKET]
 READERS = {r: t.bucket for t in POLICY.tiers for r in t.readers}
 ACTIONS = ["list", "get", "put", "delete"]
-PROBE_KEY = "access-probe/object.txt"
+# Readers may read published releases (and LATEST) only: probe both a published-area object and
+# a staged one, which no reader may see even in its own tier.
+PROBE_KEY = "releases/access-probe/object.txt"
+STAGED_KEY = "_staging/access-probe/object.txt"
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +37,7 @@ def seeded(lake: None) -> None:
     pipe = connect(PIPELINE)
     for bucket in BUCKETS:
         pipe.put_bytes(bucket, PROBE_KEY, b"probe")
+        pipe.put_bytes(bucket, STAGED_KEY, b"staged")
 
 
 def _attempt(lake: Lake, bucket: str, action: str) -> int:
@@ -61,6 +66,14 @@ def test_reader_access_matrix(seeded: None, reader: str, bucket: str, action: st
         assert status == 200
     else:
         assert status == 403, f"{reader} {action} on {bucket} returned {status}"
+
+
+@pytest.mark.parametrize("reader", sorted(READERS))
+def test_no_reader_sees_unpublished_releases(seeded: None, reader: str) -> None:
+    lake = connect(reader)
+    with pytest.raises(botocore.exceptions.ClientError) as err:
+        lake.s3.get_object(Bucket=READERS[reader], Key=STAGED_KEY)
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
 
 
 def test_pipeline_writes_but_cannot_manage_buckets(seeded: None) -> None:
@@ -111,3 +124,30 @@ def test_plain_http_is_refused(lake: None) -> None:
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen("http://" + ep.host_port + "/", timeout=5)
     assert err.value.code == 400
+
+
+def test_research_projects_read_only_their_datasets(seeded: None) -> None:
+    """A data-use agreement's identity reads the datasets it names in tier 4, nothing else."""
+    pipe = connect(PIPELINE)
+    tier4 = POLICY.tier(4)
+    names = [d.name for d in tier4.datasets]
+    for name in names:
+        pipe.put_bytes(tier4.bucket, f"releases/probe-release/{name}/probe.bin", b"x")
+    for project in POLICY.research_projects:
+        lake = connect(project.identity)
+        for name in names:
+            status = _attempt_get(lake, tier4.bucket, f"releases/probe-release/{name}/probe.bin")
+            assert status == (200 if name in project.datasets else 403), (project.name, name)
+        for bucket in BUCKETS:
+            if bucket != tier4.bucket:
+                assert _attempt(lake, bucket, "get") == 403
+                assert _attempt(lake, bucket, "list") == 403
+        assert _attempt(lake, tier4.bucket, "put") == 403
+
+
+def _attempt_get(lake: Lake, bucket: str, key: str) -> int:
+    try:
+        lake.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except botocore.exceptions.ClientError as exc:
+        return int(exc.response["ResponseMetadata"]["HTTPStatusCode"])
+    return 200

@@ -13,6 +13,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
+from datashare.encryption import reader_keys, system_kms
 from datashare.keys import LocalKeyring, token_key_name
 from datashare.lake.client import connect
 from datashare.policy import load_policy
@@ -35,10 +36,12 @@ def _files(published: dict, n: int) -> list[tuple[str, pa.Table]]:
     lake = connect("pipeline")
     doc = read_manifest(lake, tier.bucket, published["release_id"])
     out = []
-    for ds in doc["datasets"].values():
+    for name, ds in doc["datasets"].items():
+        props = reader_keys(system_kms(), doc, name).decryption_properties()
         for f in ds["files"]:
+            data = lake.get_bytes(tier.bucket, f["key"])
             out.append(
-                (f["key"], pq.read_table(pa.BufferReader(lake.get_bytes(tier.bucket, f["key"]))))
+                (f["key"], pq.read_table(pa.BufferReader(data), decryption_properties=props))
             )
     return out
 
@@ -109,3 +112,25 @@ def test_tier3_holds_only_directory_fields(published: dict) -> None:
                 continue
             cls = policy.classify("student_year", name)
             assert cls.directory, f"{name} is not directory information"
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_published_bytes_are_ciphertext(published: dict, source: pa.Table, n: int) -> None:
+    """At rest every published file is encrypted: its bytes hold none of the source's IDs or
+    names, and pyarrow cannot open it without keys."""
+    tier = load_policy().tier(n)
+    lake = connect("pipeline")
+    doc = read_manifest(lake, tier.bucket, published["release_id"])
+    probes = [
+        v.encode()
+        for c in ("student_id", "sasid", "last_name", "home_address")
+        for v in source.column(c).to_pylist()[:300]
+        if v and len(v) >= 5
+    ]
+    probes += [b"school_id", b"students", b"student_token"]  # column names, too
+    for ds in doc["datasets"].values():
+        for f in ds["files"]:
+            data = lake.get_bytes(tier.bucket, f["key"])
+            assert not [p for p in probes if p in data], f["key"]
+            with pytest.raises(OSError):
+                pq.read_table(pa.BufferReader(data))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from support import run_cli
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

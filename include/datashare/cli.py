@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -157,6 +158,67 @@ def _cmd_policy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_release(args: argparse.Namespace) -> int:
+    from datashare.lake.client import connect
+    from datashare.lake.identities import PIPELINE
+    from datashare.policy import load_policy
+    from datashare.releases import latest, list_releases, list_staged, read_manifest, rollback
+
+    tier = load_policy().tier(args.tier)
+    lake = connect(PIPELINE)
+    if args.release_cmd == "list":
+        current = latest(lake, tier.bucket)
+        for rid in list_releases(lake, tier.bucket):
+            doc = read_manifest(lake, tier.bucket, rid)
+            rows = sum(d["rows"] for d in doc["datasets"].values())
+            mark = "*" if rid == current else " "
+            print(
+                f"{mark} {rid}  policy {doc['policy_version']}  {len(doc['datasets'])} "
+                f"datasets  {rows:,} rows  created {doc['created_at']}"
+            )
+        for rid in list_staged(lake, tier.bucket):
+            print(f"  {rid}  (staged, not published)")
+    elif args.release_cmd == "show":
+        rid = args.release_id or latest(lake, tier.bucket)
+        if rid is None:
+            print(f"tier {tier.tier} has no published release", file=sys.stderr)
+            return 1
+        doc = read_manifest(lake, tier.bucket, rid)
+        if args.json:
+            print(json.dumps(doc, indent=1))
+        else:
+            from datashare.report import render_markdown
+
+            print(render_markdown(doc))
+    elif args.release_cmd == "rollback":
+        before, after = rollback(lake, tier.bucket, args.to)
+        print(f"tier {tier.tier}: LATEST {before} -> {after}")
+    return 0
+
+
+def _cmd_sql(args: argparse.Namespace) -> int:
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from datashare.sql import query
+
+    table = query(args.query, as_=args.identity, release_id=args.release_id)
+    if args.format == "parquet":
+        if not args.out:
+            print("datashare sql: --format parquet needs --out FILE", file=sys.stderr)
+            return 2
+        pq.write_table(table, args.out)
+        print(f"{table.num_rows:,} rows written to {args.out}", file=sys.stderr)
+    elif args.format == "csv":
+        sink = args.out or sys.stdout.buffer
+        pacsv.write_csv(table, sink)
+    else:
+        import duckdb
+
+        print(duckdb.from_arrow(table))  # a formatted box; long results are elided
+    return 0
+
+
 def _cmd_ui(args: argparse.Namespace) -> int:
     from datashare.local_airflow import serve_ui
 
@@ -269,6 +331,42 @@ def _parser() -> argparse.ArgumentParser:
     show = psub.add_parser("show", help="what a tier receives, in what form")
     show.add_argument("--tier", type=int, help="one tier (default: all)")
     pol.set_defaults(func=_cmd_policy)
+
+    rel = sub.add_parser(
+        "release",
+        help="published releases of a tier",
+        description="List, show (the release report) or roll back a tier's releases.",
+    )
+    rsub = rel.add_subparsers(dest="release_cmd", required=True, metavar="ACTION")
+    for name, text in (
+        ("list", "releases of the tier, newest last (* = LATEST)"),
+        ("show", "the release report of a release (default: LATEST)"),
+        ("rollback", "point LATEST back at an earlier release"),
+    ):
+        r_ = rsub.add_parser(name, help=text)
+        r_.add_argument("--tier", type=int, required=True)
+        if name == "show":
+            r_.add_argument("--release-id")
+            r_.add_argument("--json", action="store_true", help="the manifest as JSON")
+        if name == "rollback":
+            r_.add_argument("--to", help="release id (default: the one before LATEST)")
+    rel.set_defaults(func=_cmd_release)
+
+    q = sub.add_parser(
+        "sql",
+        help="query a tier with DuckDB as one of its readers",
+        description="Run SQL over a tier's release (LATEST by default) as an "
+        "entitled reader: one view per dataset, named after it. "
+        "Only the keys the reader holds are used.",
+    )
+    q.add_argument(
+        "--as", dest="identity", required=True, help="tierN-reader or research-<project>"
+    )
+    q.add_argument("--release-id", help="a published release (default: LATEST)")
+    q.add_argument("--format", choices=["table", "csv", "parquet"], default="table")
+    q.add_argument("--out", help="output file (required for parquet; csv defaults to stdout)")
+    q.add_argument("query", help='e.g. "SELECT * FROM enrollment_totals LIMIT 5"')
+    q.set_defaults(func=_cmd_sql)
 
     ui = sub.add_parser(
         "ui",

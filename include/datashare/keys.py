@@ -12,7 +12,9 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import secrets
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -21,19 +23,56 @@ from datashare.errors import ConfigError, KeyMissingError
 from datashare.settings import paths, write_private
 
 __all__ = [
+    "PIPELINE_MASTER_KEY",
     "KeyProvider",
     "LocalKeyring",
     "VersionedSecret",
+    "column_group_key_name",
     "key_provider",
+    "master_key_names",
+    "tier_master_key_name",
     "token_key_name",
 ]
 
 _KEY_BYTES = 32
 
 
+#: Master key of the pipeline's own zones (raw, staging, quarantine, JSON state).
+PIPELINE_MASTER_KEY = "master/pipeline"
+
+# Column-group names become part of key names (and of AWS KMS alias names): keep them simple.
+_GROUP = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
 def token_key_name(tier: int) -> str:
     """Name of the tokenization secret of one tier."""
     return f"token/tier{tier}"
+
+
+def tier_master_key_name(tier: int) -> str:
+    """Name of the encryption master key of one tier (wraps the data keys of its files)."""
+    return f"master/tier{int(tier)}"
+
+
+def column_group_key_name(tier: int, group: str) -> str:
+    """Name of the master key of one column group of a tier, e.g. `master/tier4/sensitive`."""
+    if not _GROUP.match(group):
+        raise ConfigError(f"column group name {group!r} must match {_GROUP.pattern}")
+    return f"{tier_master_key_name(tier)}/{group}"
+
+
+def master_key_names(
+    tiers: Iterable[int],
+    column_groups: Mapping[int, Iterable[str]] | None = None,
+    *,
+    pipeline: bool = True,
+) -> list[str]:
+    """Every encryption master key a deployment needs, for `LocalKeyring.ensure`."""
+    names = [PIPELINE_MASTER_KEY] if pipeline else []
+    for tier in tiers:
+        names.append(tier_master_key_name(tier))
+        names.extend(column_group_key_name(tier, g) for g in (column_groups or {}).get(tier, ()))
+    return list(dict.fromkeys(names))
 
 
 @dataclass(frozen=True)

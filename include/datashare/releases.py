@@ -1,7 +1,9 @@
 """Releases in a tier bucket: write datasets and the manifest, verify, move LATEST, list.
 
-A release is immutable once `LATEST` names it. `LATEST` is written only after every data file
-and the manifest exist and verify, so a reader that follows it never sees half a release.
+A release is built under `_staging/<release_id>/` (readers have no access there), checked by the
+release gate, then promoted: copied to `releases/<release_id>/`, verified, and only then named by
+`LATEST`. A release is immutable once published, and a reader that follows `LATEST` never sees
+half a release.
 """
 
 from __future__ import annotations
@@ -15,13 +17,17 @@ from typing import Any
 import pyarrow as pa
 
 from datashare import __version__
+from datashare.crypto.parquet import ParquetKeys
 from datashare.errors import GateError
 from datashare.lake.client import Lake, NotFound
 from datashare.lake.layout import (
     LATEST_KEY,
+    STAGING_ROOT,
     check_release_id,
     dataset_prefix,
+    is_release_id,
     manifest_key,
+    release_prefix,
 )
 from datashare.lake.parquet_io import FileEntry, write_parquet
 from datashare.settings import REPO_ROOT
@@ -31,7 +37,11 @@ __all__ = [
     "code_version",
     "latest",
     "list_releases",
+    "list_staged",
+    "physical_key",
+    "promote",
     "read_manifest",
+    "rollback",
     "set_latest",
     "verify_release",
     "write_dataset",
@@ -61,6 +71,13 @@ def code_version() -> str:
     return f"{__version__}+{commit[:12]}" if commit else __version__
 
 
+def physical_key(key: str, staged: bool) -> str:
+    """Where a release object lives: under `_staging/` until published, then `releases/`."""
+    if staged and key.startswith("releases/"):
+        return STAGING_ROOT + key[len("releases/") :]
+    return key
+
+
 def write_dataset(
     lake: Lake,
     bucket: str,
@@ -68,14 +85,20 @@ def write_dataset(
     dataset: str,
     table: pa.Table,
     rows_per_file: int = 5_000_000,
+    *,
+    keys: ParquetKeys | None,
+    staged: bool = True,
 ) -> list[FileEntry]:
-    """Write a dataset as one or more Parquet parts under the release prefix."""
+    """Write a dataset as one or more encrypted Parquet parts. Entries carry the object keys the
+    parts will have once published."""
     prefix = dataset_prefix(release_id, dataset)
     entries = []
     n_parts = max(1, -(-table.num_rows // rows_per_file))
     for i in range(n_parts):
         part = table.slice(i * rows_per_file, rows_per_file)
-        entries.append(write_parquet(lake, bucket, f"{prefix}part-{i:04d}.parquet", part))
+        key = f"{prefix}part-{i:04d}.parquet"
+        e = write_parquet(lake, bucket, physical_key(key, staged), part, keys=keys)
+        entries.append(FileEntry(key=key, rows=e.rows, bytes=e.bytes, sha256=e.sha256))
     return entries
 
 
@@ -121,8 +144,8 @@ def dataset_entry(
     }
 
 
-def write_manifest(lake: Lake, bucket: str, doc: dict[str, Any]) -> str:
-    key = manifest_key(doc["release_id"])
+def write_manifest(lake: Lake, bucket: str, doc: dict[str, Any], *, staged: bool = True) -> str:
+    key = physical_key(manifest_key(doc["release_id"]), staged)
     lake.put_bytes(
         bucket,
         key,
@@ -132,8 +155,10 @@ def write_manifest(lake: Lake, bucket: str, doc: dict[str, Any]) -> str:
     return key
 
 
-def read_manifest(lake: Lake, bucket: str, release_id: str) -> dict[str, Any]:
-    return json.loads(lake.get_bytes(bucket, manifest_key(release_id)))
+def read_manifest(
+    lake: Lake, bucket: str, release_id: str, *, staged: bool = False
+) -> dict[str, Any]:
+    return json.loads(lake.get_bytes(bucket, physical_key(manifest_key(release_id), staged)))
 
 
 def latest(lake: Lake, bucket: str) -> str | None:
@@ -145,19 +170,20 @@ def latest(lake: Lake, bucket: str) -> str | None:
 
 
 def verify_release(
-    lake: Lake, bucket: str, release_id: str, *, checksums: bool = True
+    lake: Lake, bucket: str, release_id: str, *, checksums: bool = True, staged: bool = False
 ) -> dict[str, Any]:
-    """Check that every file of the manifest exists with its size and SHA-256."""
-    doc = read_manifest(lake, bucket, release_id)
+    """Check that every file of the manifest exists with its size (and SHA-256)."""
+    doc = read_manifest(lake, bucket, release_id, staged=staged)
     problems = []
     for name, ds in doc["datasets"].items():
         for f in ds["files"]:
+            key = physical_key(f["key"], staged)
             try:
                 if checksums:
-                    data = lake.get_bytes(bucket, f["key"])
+                    data = lake.get_bytes(bucket, key)
                     size, digest = len(data), hashlib.sha256(data).hexdigest()
                 else:
-                    size, digest = int(lake.head(bucket, f["key"])["ContentLength"]), f["sha256"]
+                    size, digest = int(lake.head(bucket, key)["ContentLength"]), f["sha256"]
             except NotFound:
                 problems.append(f"{name}: {f['key']} is missing")
                 continue
@@ -179,4 +205,54 @@ def set_latest(lake: Lake, bucket: str, release_id: str) -> None:
 
 
 def list_releases(lake: Lake, bucket: str) -> list[str]:
-    return sorted(lake.list_prefixes(bucket, "releases/"))
+    """Published (promoted) release ids, oldest first."""
+    # SeaweedFS keeps a deleted release's directory as an empty prefix: count a release only
+    # while its manifest exists.
+    return sorted(
+        r
+        for r in lake.list_prefixes(bucket, "releases/")
+        if is_release_id(r) and lake.exists(bucket, manifest_key(r))
+    )
+
+
+def list_staged(lake: Lake, bucket: str) -> list[str]:
+    """Release ids built but not (yet) published: readers cannot see these."""
+    return sorted(
+        r
+        for r in lake.list_prefixes(bucket, STAGING_ROOT)
+        if is_release_id(r) and lake.list_keys(bucket, f"{STAGING_ROOT}{r}/")
+    )
+
+
+def promote(lake: Lake, bucket: str, release_id: str) -> dict[str, Any]:
+    """Copy a gated release from `_staging/` to `releases/` (server-side) and verify it there.
+
+    Idempotent: objects already copied are copied again; the staging copy is removed only after
+    the published copy verified, so a crash at any point leaves either a complete staged release
+    to promote again or a complete published one.
+    """
+    src = physical_key(release_prefix(release_id), staged=True)
+    dst = release_prefix(release_id)
+    keys = lake.list_keys(bucket, src)
+    if keys:
+        for key in keys:
+            lake.copy(bucket, key, dst + key[len(src) :])
+    doc = verify_release(lake, bucket, release_id, checksums=False)
+    if keys:
+        lake.delete_prefix(bucket, src)
+    return doc
+
+
+def rollback(lake: Lake, bucket: str, to: str | None = None) -> tuple[str | None, str]:
+    """Point LATEST back at an earlier published release (default: the one before LATEST)."""
+    current = latest(lake, bucket)
+    published = list_releases(lake, bucket)
+    if to is None:
+        earlier = [r for r in published if current is None or r < current]
+        if not earlier:
+            raise GateError(f"{bucket}: no earlier release to roll back to")
+        to = earlier[-1]
+    elif to not in published:
+        raise GateError(f"{bucket}: release {to} is not published (known: {published[-5:]})")
+    set_latest(lake, bucket, to)
+    return current, to

@@ -14,7 +14,6 @@ The designed outcome of each defect is documented in docs/validation.md.
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,14 +22,15 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-from night import run_night
 
-from conftest import _free_port_block
+from datashare.encryption import pipeline_keys
 from datashare.lake.client import connect
 from datashare.policy import load_policy
 from datashare.releases import latest, list_releases, read_manifest
 from datashare.synth.defects import DEFECTS, apply_defects
 from datashare.synth.export import write_export
+from night import run_night
+from support import isolated_lake
 
 TIERS = load_policy().tiers
 BASELINE = "20260301T020000Z"
@@ -102,30 +102,13 @@ def test_the_corpus_covers_every_defect_and_is_large_enough() -> None:
 
 @pytest.fixture(scope="module")
 def corpus_lake(tmp_path_factory: pytest.TempPathFactory, datashare_home: Path) -> Iterator[Path]:
-    """A lake of its own (own home, own ports) holding one good release as the baseline."""
-    from datashare.keys import LocalKeyring
-    from datashare.lake import server
-    from datashare.pipeline.plan import required_keys
-
-    saved = {k: os.environ.get(k) for k in ("DATASHARE_HOME", "DATASHARE_LAKE_PORT")}
-    home = tmp_path_factory.mktemp("corpus-home")
-    os.environ["DATASHARE_HOME"] = str(home)
-    os.environ["DATASHARE_LAKE_PORT"] = str(_free_port_block())
+    """A lake of its own holding one good release as the baseline."""
     good = tmp_path_factory.mktemp("corpus") / "good"
     write_export(good, scale=0.01, seed=5)
-    try:
-        server.up()
-        LocalKeyring().ensure(required_keys())
+    with isolated_lake(tmp_path_factory.mktemp("corpus-home")):
         night = run_night(str(good), BASELINE)
         assert night.published, night.message
         yield good
-    finally:
-        server.down()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _broken(good: Path, tmp_path: Path, name: str) -> Path:
@@ -191,6 +174,10 @@ def test_defect_publishes_with_its_findings(corpus_lake: Path, tmp_path: Path, n
         assert validation["data_docs"].endswith("/docs/index.html")
     for dataset, n in quarantined.items():
         keys = pipe.list_keys("bps-pipeline", f"quarantine/{release_id}/{dataset}/")
-        rows = pq.read_table(pa.BufferReader(pipe.get_bytes("bps-pipeline", keys[0])))
+        # The quarantine zone is encrypted under the pipeline's own key.
+        rows = pq.read_table(
+            pa.BufferReader(pipe.get_bytes("bps-pipeline", keys[0])),
+            decryption_properties=pipeline_keys(dataset).decryption_properties(),
+        )
         assert rows.num_rows == n
         assert all(rows.column("_rules").to_pylist())

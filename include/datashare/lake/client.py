@@ -167,6 +167,16 @@ class Lake:
             "put", self.s3.put_object, Bucket=bucket, Key=key, Body=data, ContentType=content_type
         )
 
+    def copy(self, bucket: str, key: str, new_key: str) -> None:
+        """Server-side copy within a bucket (no data passes through this process)."""
+        self._call(
+            "copy",
+            self.s3.copy_object,
+            Bucket=bucket,
+            Key=new_key,
+            CopySource={"Bucket": bucket, "Key": key},
+        )
+
     def head(self, bucket: str, key: str) -> dict[str, Any]:
         return self._call("head", self.s3.head_object, Bucket=bucket, Key=key)
 

@@ -4,7 +4,9 @@
 - `pipeline` reads and writes every tier bucket and the pipeline-only bucket (raw zone, staging,
   validation results); it cannot create or delete buckets.
 - one read-only identity per reader the policy names (`tier1-reader` ... `tier4-reader`), each
-  granted list and read on its own tier's bucket and nothing else.
+  granted list on its own tier's bucket and read of its published releases, nothing else;
+- one read-only identity per active research project (`research-<name>`), granted read of the
+  datasets its data-use agreement names in tier 4; an expired agreement gets no grant.
 
 Secrets are generated on first use into `.local/secrets/lake-identities.json` (0600). Grants are
 recomputed from the policy every time the lake starts, so a policy edit changes access on restart.
@@ -12,6 +14,7 @@ recomputed from the policy every time the lake starts, so a policy edit changes 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import secrets
 import string
@@ -28,6 +31,7 @@ __all__ = [
     "PIPELINE",
     "Credentials",
     "Identity",
+    "grants_document",
     "identities",
     "load_credentials",
     "seaweed_config",
@@ -69,10 +73,34 @@ def identities() -> list[Identity]:
             out.append(
                 Identity(
                     reader,
-                    (f"Read:{tier.bucket}", f"List:{tier.bucket}"),
+                    # Published releases and the LATEST pointer only; never `_staging/`.
+                    (
+                        f"Read:{tier.bucket}/releases/*",
+                        f"Read:{tier.bucket}/LATEST*",
+                        f"List:{tier.bucket}",
+                    ),
                     f"reads tier {tier.tier} ({tier.title}) only",
                 )
             )
+    today = dt.datetime.now(dt.UTC).date()
+    for project in policy.research_projects:
+        if not project.active(today):
+            continue  # an expired agreement gets no grant at all
+        bucket = policy.tier(project.tier).bucket
+        actions = [f"Read:{bucket}/releases/*/{d}/*" for d in project.datasets]
+        actions += [
+            f"Read:{bucket}/releases/*/_manifest.json*",
+            f"Read:{bucket}/LATEST*",
+            f"List:{bucket}",
+        ]
+        out.append(
+            Identity(
+                project.identity,
+                tuple(actions),
+                f"research project under {project.agreement} (until "
+                f"{project.expires}): {', '.join(project.datasets)}",
+            )
+        )
     return out
 
 
@@ -112,6 +140,17 @@ def load_credentials(identity: str) -> Credentials:
         raise KeyMissingError(f"unknown lake identity {identity!r} (known: {known})")
     v = data[identity]
     return Credentials(identity, v["access_key"], v["secret_key"])
+
+
+def grants_document() -> dict:
+    """Who may do what, without any secret: for auditors, and for operators who apply grants
+    to a production object store by hand (IAM)."""
+    return {
+        "identities": [
+            {"name": i.name, "actions": list(i.actions), "description": i.description}
+            for i in identities()
+        ]
+    }
 
 
 def seaweed_config(creds: dict[str, Credentials]) -> str:

@@ -2,8 +2,10 @@
 
 Tier buckets come from the tier policy. Inside each:
 
-    releases/<release_id>/<dataset>/part-0000.parquet   immutable once LATEST names it
+    _staging/<release_id>/...                            built, not yet published (pipeline-only)
+    releases/<release_id>/<dataset>/part-0000.parquet   immutable once published
     releases/<release_id>/_manifest.json                 written after every data file
+    releases/<release_id>/_report.html, _report.md       the human-readable release report
     LATEST                                               the current release id, written last
 
 The pipeline-only bucket holds everything readers must never see:
@@ -25,8 +27,10 @@ __all__ = [
     "LATEST_KEY",
     "MANIFEST_NAME",
     "PIPELINE_BUCKET",
+    "STAGING_ROOT",
     "check_release_id",
     "dataset_prefix",
+    "is_release_id",
     "manifest_key",
     "quarantine_prefix",
     "raw_prefix",
@@ -38,10 +42,15 @@ __all__ = [
 
 PIPELINE_BUCKET = "bps-pipeline"
 LATEST_KEY = "LATEST"
+STAGING_ROOT = "_staging/"
 MANIFEST_NAME = "_manifest.json"
 
 # Release ids sort by time: 20261125T020000Z, optionally with a suffix for same-second runs.
 _RELEASE_ID = re.compile(r"^\d{8}T\d{6}Z(-[a-z0-9]{1,16})?$")
+
+
+def is_release_id(name: str) -> bool:
+    return bool(_RELEASE_ID.match(name))
 
 
 def check_release_id(release_id: str) -> str:

@@ -1,4 +1,5 @@
-"""Parquet files in the lake: write with a manifest entry (rows, bytes, SHA-256), read back.
+"""Parquet files in the lake: write (encrypted) with a manifest entry (rows, bytes, SHA-256),
+read back (decrypted with the reader's keys).
 
 Files are serialized in memory, hashed, then uploaded, so the checksum recorded in a manifest is
 the checksum of exactly the bytes stored. Large datasets are written as several files (parts)
@@ -16,6 +17,7 @@ import boto3.s3.transfer
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from datashare.crypto.parquet import ParquetKeys
 from datashare.lake.client import Lake
 
 __all__ = ["FileEntry", "read_parquet", "read_parquet_keys", "write_parquet"]
@@ -40,10 +42,16 @@ class FileEntry:
         return asdict(self)
 
 
-def serialize(batches: Iterable[pa.RecordBatch | pa.Table], schema: pa.Schema) -> tuple[bytes, int]:
+def serialize(
+    batches: Iterable[pa.RecordBatch | pa.Table], schema: pa.Schema, keys: ParquetKeys | None = None
+) -> tuple[bytes, int]:
+    """One Parquet file in memory; encrypted (Parquet modular encryption) when `keys` given."""
     sink = io.BytesIO()
     rows = 0
-    with pq.ParquetWriter(sink, schema, compression=_COMPRESSION, write_statistics=True) as w:
+    extra = {"encryption_properties": keys.encryption_properties(schema.names)} if keys else {}
+    with pq.ParquetWriter(
+        sink, schema, compression=_COMPRESSION, write_statistics=True, **extra
+    ) as w:
         for b in batches:
             t = b if isinstance(b, pa.Table) else pa.Table.from_batches([b])
             if t.num_rows:
@@ -58,14 +66,17 @@ def write_parquet(
     key: str,
     data: pa.Table | Iterable[pa.RecordBatch | pa.Table],
     schema: pa.Schema | None = None,
+    *,
+    keys: ParquetKeys | None,
 ) -> FileEntry:
-    """Write one Parquet object and return its manifest entry."""
+    """Write one Parquet object and return its manifest entry. `keys=None` writes plaintext
+    and must be asked for explicitly: every file the pipeline writes passes its keys."""
     if isinstance(data, pa.Table):
         schema = schema or data.schema
         data = [data]
     if schema is None:
         raise ValueError("schema is required when writing batches")
-    payload, rows = serialize(data, schema)
+    payload, rows = serialize(data, schema, keys)
     lake.s3.upload_fileobj(io.BytesIO(payload), bucket, key, Config=_TRANSFER)
     return FileEntry(
         key=key, rows=rows, bytes=len(payload), sha256=hashlib.sha256(payload).hexdigest()
@@ -73,21 +84,37 @@ def write_parquet(
 
 
 def read_parquet_keys(
-    lake: Lake, bucket: str, keys: list[str], columns: list[str] | None = None
+    lake: Lake,
+    bucket: str,
+    keys: list[str],
+    columns: list[str] | None = None,
+    *,
+    decrypt: ParquetKeys | None,
 ) -> pa.Table:
+    """Read Parquet objects as one table, decrypting with `decrypt` (None: plaintext files)."""
+    props = decrypt.decryption_properties() if decrypt else None
     tables = []
     for key in keys:
         buf = io.BytesIO()
         lake.s3.download_fileobj(bucket, key, buf, Config=_TRANSFER)
-        tables.append(pq.read_table(pa.BufferReader(buf.getvalue()), columns=columns))
+        tables.append(
+            pq.read_table(
+                pa.BufferReader(buf.getvalue()), columns=columns, decryption_properties=props
+            )
+        )
     if not tables:
         raise ValueError(f"no files to read under s3://{bucket}")
     return pa.concat_tables(tables, promote_options="none") if len(tables) > 1 else tables[0]
 
 
 def read_parquet(
-    lake: Lake, bucket: str, prefix: str, columns: list[str] | None = None
+    lake: Lake,
+    bucket: str,
+    prefix: str,
+    columns: list[str] | None = None,
+    *,
+    decrypt: ParquetKeys | None,
 ) -> pa.Table:
     """Every `.parquet` object under `prefix`, in key order, as one table."""
     keys = sorted(k for k in lake.list_keys(bucket, prefix) if k.endswith(".parquet"))
-    return read_parquet_keys(lake, bucket, keys, columns)
+    return read_parquet_keys(lake, bucket, keys, columns, decrypt=decrypt)

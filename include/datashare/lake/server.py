@@ -26,7 +26,7 @@ from datashare.lake.tls import ensure_tls
 from datashare.policy import load_policy
 from datashare.settings import paths, private_dir, write_private
 
-__all__ = ["LakeStatus", "down", "ensure_buckets", "init", "status", "up"]
+__all__ = ["LakeStatus", "apply_grants", "down", "ensure_buckets", "init", "status", "up"]
 
 DEFAULT_PORT = 8333
 _READY_TIMEOUT_S = 60.0
@@ -213,6 +213,19 @@ def up() -> LakeStatus:
         down()
         raise
     return status()
+
+
+def apply_grants() -> bool:
+    """Regenerate identities and grants from the policy and make the running lake use them
+    (SeaweedFS reloads its identity file on SIGHUP). Returns whether a running lake reloaded."""
+    lake_dir = paths().lake
+    creds = ensure_credentials()
+    write_private(lake_dir / "s3.json", seaweed_config(creds))
+    pid = _read_pid()
+    if pid is None:
+        return False
+    os.kill(pid, signal.SIGHUP)
+    return True
 
 
 def down() -> bool:

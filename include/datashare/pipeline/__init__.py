@@ -8,6 +8,7 @@ from datashare.pipeline.build import build_tier
 from datashare.pipeline.derive import derive_views
 from datashare.pipeline.extract import extract
 from datashare.pipeline.gate import gate_release
+from datashare.pipeline.grants import refresh_grants
 from datashare.pipeline.plan import plan_release
 from datashare.pipeline.publish import publish_release
 from datashare.pipeline.validate import render_data_docs, validate_dataset
@@ -19,6 +20,7 @@ __all__ = [
     "gate_release",
     "plan_release",
     "publish_release",
+    "refresh_grants",
     "render_data_docs",
     "validate_dataset",
 ]

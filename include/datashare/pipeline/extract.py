@@ -9,7 +9,6 @@ sources get the state of the last successful night from `state/<source_format>.j
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import time
@@ -19,11 +18,13 @@ from typing import Any
 import boto3.s3.transfer
 import pyarrow as pa
 
+from datashare.encryption import pipeline_keys
 from datashare.errors import SourceError
 from datashare.lake.client import Lake, NotFound, connect
 from datashare.lake.identities import PIPELINE
 from datashare.lake.layout import PIPELINE_BUCKET, raw_prefix, source_state_key, staging_prefix
 from datashare.lake.parquet_io import write_parquet
+from datashare.pipeline.raw_zone import store_raw
 from datashare.pipeline.staging import EXTRACT_RECORD, read_staged
 from datashare.sources import open_source
 from datashare.sources.base import ExtractContext
@@ -86,27 +87,16 @@ def extract(
     missing = sorted(set(model().datasets) - set(source_extract.datasets()))
     try:
         for raw in source_extract.raw_files():
-            key = raw_prefix(release_id) + raw.name
-            meta = {"Metadata": {"sha256": raw.sha256}}
-            if raw.path is not None:
-                lake.s3.upload_file(
-                    str(raw.path), PIPELINE_BUCKET, key, ExtraArgs=meta, Config=_TRANSFER
-                )
-            else:
-                lake.s3.upload_fileobj(
-                    io.BytesIO(raw.data or b""),
-                    PIPELINE_BUCKET,
-                    key,
-                    ExtraArgs=meta,
-                    Config=_TRANSFER,
-                )
+            store_raw(lake, release_id, raw)
         for dataset in sorted(model().datasets):
             schema = model()[dataset].schema
             batches = source_extract.batches(dataset) if dataset not in missing else iter(())
             keys, rows = [], 0
             for i, part in enumerate(_parts(batches, _ROWS_PER_PART)):
                 key = f"{staging_prefix(release_id)}{dataset}/part-{i:04d}.parquet"
-                entry = write_parquet(lake, PIPELINE_BUCKET, key, part, schema)
+                entry = write_parquet(
+                    lake, PIPELINE_BUCKET, key, part, schema, keys=pipeline_keys(dataset)
+                )
                 keys.append(key)
                 rows += entry.rows
             expected = None if dataset in missing else source_extract.expected_rows(dataset)
@@ -116,7 +106,9 @@ def extract(
                 )
             if not keys:  # empty or not provided: stage an empty table so later steps see it
                 key = f"{staging_prefix(release_id)}{dataset}/part-0000.parquet"
-                write_parquet(lake, PIPELINE_BUCKET, key, schema.empty_table())
+                write_parquet(
+                    lake, PIPELINE_BUCKET, key, schema.empty_table(), keys=pipeline_keys(dataset)
+                )
                 keys.append(key)
             staged[dataset] = {
                 "keys": keys,

@@ -11,6 +11,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from datashare.encryption import master_keys
 from datashare.errors import ConfigError
 from datashare.keys import key_provider, token_key_name
 from datashare.lake.client import connect
@@ -32,13 +33,15 @@ def derive_release_id(logical_date: dt.datetime, run_id: str) -> str:
 
 
 def required_keys() -> list[str]:
-    """Key names the current policy needs (one tokenization key per tokenizing tier)."""
+    """Key names the current policy needs: a tokenization key per tokenizing tier, and the
+    encryption master keys (pipeline zone, each tier, each tier's column groups)."""
     policy = load_policy()
-    return [
+    tokens = [
         token_key_name(t.tier)
         for t in policy.tiers
         if any(c.treatment == "tokenize" for d in t.datasets for c in d.columns)
     ]
+    return tokens + master_keys(policy)
 
 
 def plan_release(
@@ -63,6 +66,7 @@ def plan_release(
     ):
         raise ConfigError(f"source {source} does not exist")
     provider = key_provider()
+    # Fail closed before writing anything: every key the night will need must exist.
     versions = {name: provider.current(name).version for name in required_keys()}
     lake = connect(PIPELINE)
     policy = load_policy()

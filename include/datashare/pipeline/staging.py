@@ -7,6 +7,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from datashare.encryption import pipeline_keys
 from datashare.lake.client import Lake
 from datashare.lake.layout import PIPELINE_BUCKET, staging_prefix, validation_prefix
 from datashare.lake.parquet_io import read_parquet_keys
@@ -37,7 +38,7 @@ def read_staged(
 ) -> pa.Table:
     record = read_extract_record(lake, release_id)
     keys = record["datasets"][dataset]["keys"]
-    return read_parquet_keys(lake, PIPELINE_BUCKET, keys, columns)
+    return read_parquet_keys(lake, PIPELINE_BUCKET, keys, columns, decrypt=pipeline_keys(dataset))
 
 
 def validated_keys(lake: Lake, release_id: str, dataset: str) -> list[str]:
@@ -59,5 +60,5 @@ def load_sources(lake: Lake, release_id: str, names: set[str]) -> dict[str, pa.T
             keys = sorted(lake.list_keys(PIPELINE_BUCKET, view_prefix(release_id, name)))
         else:
             keys = validated_keys(lake, release_id, name)
-        out[name] = read_parquet_keys(lake, PIPELINE_BUCKET, keys)
+        out[name] = read_parquet_keys(lake, PIPELINE_BUCKET, keys, decrypt=pipeline_keys(name))
     return out

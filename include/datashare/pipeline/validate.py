@@ -26,6 +26,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from datashare.encryption import pipeline_keys
 from datashare.errors import ValidationFailed
 from datashare.lake.client import Lake, NotFound, connect
 from datashare.lake.identities import PIPELINE
@@ -68,7 +69,9 @@ def _previous(lake: Lake, record: dict[str, Any], dataset: str) -> pa.Table | No
         keys = validated_keys(lake, prev, dataset)
     except NotFound:
         return None
-    return read_parquet_keys(lake, PIPELINE_BUCKET, keys, list(model()[dataset].key))
+    return read_parquet_keys(
+        lake, PIPELINE_BUCKET, keys, list(model()[dataset].key), decrypt=pipeline_keys(dataset)
+    )
 
 
 def validate_dataset(*, release_id: str, dataset: str) -> dict[str, Any]:
@@ -95,10 +98,18 @@ def validate_dataset(*, release_id: str, dataset: str) -> dict[str, Any]:
             PIPELINE_BUCKET,
             f"{quarantine_prefix(release_id)}{dataset}/part-0000.parquet",
             quarantined,
+            keys=pipeline_keys(dataset),
         )
         kept = table.filter(pa.array(~report.quarantine_mask))
         keys = [validated_prefix + "part-0000.parquet"]
-        write_parquet(lake, PIPELINE_BUCKET, keys[0], kept, model()[dataset].schema)
+        write_parquet(
+            lake,
+            PIPELINE_BUCKET,
+            keys[0],
+            kept,
+            model()[dataset].schema,
+            keys=pipeline_keys(dataset),
+        )
 
     summary = {
         **report.to_json(),

@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["suppress_small_cells"]
+__all__ = ["suppress_cells", "suppress_small_cells"]
 
 
 def _small(values: pa.ChunkedArray | pa.Array, min_cell: int) -> pa.ChunkedArray | pa.Array:
@@ -30,7 +30,16 @@ def suppress_small_cells(
     `measures` maps each other measure column to the column counting its contributors
     (None when the cell count itself is its support).
     """
-    small = _small(table.column(count), min_cell)
+    mask = _small(table.column(count), min_cell)
+    return suppress_cells(table, count=count, mask=mask, min_cell=min_cell, measures=measures)
+
+
+def suppress_cells(
+    table: pa.Table, *, count: str, mask: Any, min_cell: int, measures: dict[str, str | None]
+) -> tuple[pa.Table, dict[str, Any]]:
+    """Null the cells in `mask` (their count and every measure), and every mean or rate that
+    fewer than `min_cell` students contribute to; add the `suppressed` flag."""
+    small = pa.array(mask) if not isinstance(mask, pa.Array | pa.ChunkedArray) else mask
     out = table.set_column(
         table.schema.get_field_index(count),
         count,
