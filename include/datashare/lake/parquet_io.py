@@ -90,8 +90,12 @@ def read_parquet_keys(
     columns: list[str] | None = None,
     *,
     decrypt: ParquetKeys | None,
+    read_dictionary: list[str] | None = None,
 ) -> pa.Table:
-    """Read Parquet objects as one table, decrypting with `decrypt` (None: plaintext files)."""
+    """Read Parquet objects as one table, decrypting with `decrypt` (None: plaintext files).
+
+    `read_dictionary` columns come back dictionary-encoded straight from Parquet's dictionary
+    pages (half the time of materializing 9M strings, for callers that only compare values)."""
     props = decrypt.decryption_properties() if decrypt else None
     tables = []
     for key in keys:
@@ -99,7 +103,10 @@ def read_parquet_keys(
         lake.s3.download_fileobj(bucket, key, buf, Config=_TRANSFER)
         tables.append(
             pq.read_table(
-                pa.BufferReader(buf.getvalue()), columns=columns, decryption_properties=props
+                pa.BufferReader(buf.getvalue()),
+                columns=columns,
+                decryption_properties=props,
+                read_dictionary=read_dictionary,
             )
         )
     if not tables:

@@ -18,10 +18,15 @@ import pyarrow.compute as pc
 
 from datashare.errors import DataShareError
 from datashare.sources.canonical import model
-from datashare.validation.checks import CheckContext, add_check_columns, derived_checks
+from datashare.validation.checks import (
+    CheckContext,
+    add_check_columns,
+    derived_checks,
+    dictionary_codes,
+)
 from datashare.validation.rules import Contracts, Rule, contracts, rules_for
 
-__all__ = ["Finding", "ValidationReport", "validate_table", "validate_volume"]
+__all__ = ["Finding", "ValidationReport", "keys_lost", "validate_table", "validate_volume"]
 
 _RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 0}
 # Keys of a GX result that could carry values; dropped before a result is stored or rendered.
@@ -121,18 +126,30 @@ class ValidationReport:
 def _context() -> Any:
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.execution_engine import pandas_execution_engine
+
+    # GX fingerprints every in-memory batch below this size (an md5 over pandas' hash of every
+    # cell: 3.2 s of the 9M-row attendance batch) only to put it in the batch markers, which
+    # `sanitize` removes anyway. A threshold of 0 skips it; results are otherwise unchanged.
+    pandas_execution_engine.HASH_THRESHOLD = 0
 
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
     return ctx
 
 
-def _to_pandas(table: pa.Table) -> Any:
+def _encode_strings(table: pa.Table) -> dict[str, pa.DictionaryArray]:
+    """Every string column dictionary-encoded once, for the compound key and for pandas."""
+    return {
+        f.name: dictionary_codes(table.column(f.name))
+        for f in table.schema
+        if pa.types.is_string(f.type)
+    }
+
+
+def _to_pandas(table: pa.Table, encoded: dict[str, pa.DictionaryArray]) -> Any:
     """Strings as categoricals: GX's pandas checks run on the codes, several times faster."""
-    cols = {}
-    for name in table.column_names:
-        col = table.column(name)
-        cols[name] = pc.dictionary_encode(col) if pa.types.is_string(col.type) else col
+    cols = {name: encoded.get(name, table.column(name)) for name in table.column_names}
     return pa.table(cols).to_pandas()
 
 
@@ -214,8 +231,9 @@ def validate_table(
     c = c or contracts()
     ds = model()[dataset]
     rules = rules_for(ds, night, c)
-    enriched = add_check_columns(table, ds, derived_checks(ds, night), others or {})
-    by_rule, gx_result = run_suite(dataset, rules, _to_pandas(enriched))
+    encoded = _encode_strings(table)
+    enriched = add_check_columns(table, ds, derived_checks(ds, night), others or {}, encoded)
+    by_rule, gx_result = run_suite(dataset, rules, _to_pandas(enriched, encoded))
     n = table.num_rows
     findings: list[Finding] = []
     mask = np.zeros(n, dtype=bool)
@@ -265,30 +283,42 @@ def validate_table(
     )
 
 
+def keys_lost(dataset: str, tonight: pa.Table, previous: pa.Table | None) -> int:
+    """How many of the last good night's keys are missing tonight (DuckDB EXCEPT)."""
+    if previous is None or previous.num_rows == 0:
+        return 0
+    import duckdb
+
+    key = list(model()[dataset].key)
+    con = duckdb.connect()
+    try:
+        con.register("tonight", tonight.select(key))
+        con.register("previous", previous.select(key))
+        sql = "SELECT count(*) FROM (SELECT * FROM previous EXCEPT SELECT * FROM tonight)"
+        return int(con.sql(sql).fetchone()[0])
+    finally:
+        con.close()
+
+
 def validate_volume(
-    dataset: str, tonight: pa.Table, previous: pa.Table | None, c: Contracts | None = None
+    dataset: str,
+    tonight: pa.Table,
+    previous: pa.Table | None,
+    c: Contracts | None = None,
+    *,
+    lost: int | None = None,
 ) -> tuple[list[Finding], dict[str, Any], dict]:
-    """Volume against the last good night: row count change and share of its keys lost."""
+    """Volume against the last good night: row count change and share of its keys lost.
+
+    `lost` may be computed beforehand with `keys_lost` (e.g. on another thread)."""
     c = c or contracts()
     if previous is None:
         return [], {"baseline": None}, {}
-    ds = model()[dataset]
     tol = c.volume_for(dataset)
     rows_now, rows_prev = tonight.num_rows, previous.num_rows
     change = (rows_now / rows_prev - 1.0) if rows_prev else (0.0 if not rows_now else 1.0)
-    import duckdb
-
-    con = duckdb.connect()
-    con.register("tonight", tonight.select(list(ds.key)))
-    con.register("previous", previous.select(list(ds.key)))
-    lost = (
-        con.sql(
-            "SELECT count(*) FROM (SELECT * FROM previous EXCEPT SELECT * FROM tonight)"
-        ).fetchone()[0]
-        if rows_prev
-        else 0
-    )
-    con.close()
+    if lost is None:
+        lost = keys_lost(dataset, tonight, previous)
     lost_share = lost / rows_prev if rows_prev else 0.0
     profile = {
         "rows_tonight": rows_now,
