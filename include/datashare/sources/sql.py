@@ -48,6 +48,7 @@ import sqlalchemy as sa
 import yaml
 from sqlalchemy.engine import URL, make_url
 
+from datashare.columnar import sort_by_key
 from datashare.errors import ConfigError, SourceError
 from datashare.sources.base import ExtractContext, RawFile, fingerprint
 from datashare.sources.canonical import Column, Dataset, model
@@ -605,7 +606,7 @@ def _merge(previous: pa.Table, delta: pa.Table, present: pa.Table, key: list[str
 
 
 def _sorted(table: pa.Table, ds: Dataset) -> pa.Table:
-    return table.sort_by([(k, "ascending") for k in ds.key]).combine_chunks()
+    return sort_by_key(table, ds.key)  # Table.sort_by takes minutes on 9M rows (columnar.py)
 
 
 def _max_watermark(delta: pa.Table, lower: datetime | None) -> datetime | None:

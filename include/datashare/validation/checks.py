@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from datashare.columnar import dictionary_codes
 from datashare.sources.canonical import Dataset
 
 __all__ = [
@@ -154,16 +155,6 @@ def derived_checks(ds: Dataset, ctx: CheckContext) -> list[DerivedCheck]:
 def key_column(ds: Dataset) -> str:
     """The column the uniqueness rule checks: the key itself, or `_key` for compound keys."""
     return ds.key[0] if len(ds.key) == 1 else KEY
-
-
-def dictionary_codes(col: pa.ChunkedArray | pa.Array) -> pa.DictionaryArray:
-    """One dictionary array for a column (nulls stay null indices)."""
-    enc = pc.dictionary_encode(col)
-    if not isinstance(enc, pa.ChunkedArray):
-        return enc
-    if enc.num_chunks == 0:  # combine_chunks of no dictionary chunks is unsupported
-        return pa.DictionaryArray.from_arrays(pa.array([], pa.int32()), pa.array([], col.type))
-    return enc.combine_chunks()
 
 
 def compound_key(
