@@ -17,6 +17,14 @@ from typing import Any
 
 
 def _peak_mib() -> int:
+    # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss across fork and exec, so a probe
+    # would report the bench parent's peak (DuckDB's CSV conversion) whenever that was larger.
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) // 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
 

@@ -695,7 +695,11 @@ class OneRosterExtract:
                 self._enum("users", t, "role", _USER_ROLES["1.1"])
                 t = t.filter(pc.equal(t.column("role"), "student"))
             else:
-                t = t.filter(pc.is_in(t.column("sourcedId"), self._student_roles))
+                # Hash this batch's ids and probe the (district-sized) role list with them,
+                # rather than re-hashing every student role once per batch (8 s at 10x BPS).
+                ids = t.column("sourcedId").combine_chunks()
+                mine = pc.filter(self._student_roles, pc.is_in(self._student_roles, ids))
+                t = t.filter(pc.is_in(ids, mine))
             if t.num_rows:
                 self._required("users", t, ("sourcedId",))
                 yield t.append_column("student_id", self._student_id(t))
