@@ -12,7 +12,24 @@ from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-REFERENCE = REPO.parent / "shared" / "reference"
+
+
+def _reference() -> Path:
+    """The shared reference data (real BPS/MA tables, Grand Bend, anonymity benchmarks).
+
+    `DATASHARE_REFERENCE` if set; else `shared/reference` beside the checkout or beside any
+    directory above it (a CI clone may sit deeper than the working copy); else /work/shared.
+    Tests that need it skip, naming the path, when none exists."""
+    if env := os.environ.get("DATASHARE_REFERENCE"):
+        return Path(env)
+    for parent in REPO.parents:
+        candidate = parent / "shared" / "reference"
+        if candidate.is_dir():
+            return candidate
+    return Path("/work/shared/reference")
+
+
+REFERENCE = _reference()
 DATASHARE = str(Path(sys.executable).parent / "datashare")
 
 

@@ -14,8 +14,9 @@ import pytest
 
 from datashare.synth.calibration import calibration
 from datashare.synth.population import make_population
+from support import REFERENCE as SHARED
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "ma_bps"
+REFERENCE = SHARED / "ma_bps"
 
 
 @pytest.fixture(scope="module")

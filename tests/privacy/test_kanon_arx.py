@@ -38,8 +38,9 @@ from datashare.privacy.kanon import (
 )
 from datashare.privacy.kanon.cli import main as kanon_main
 from datashare.privacy.kanon.cli import parse_suppression, read_csv
+from support import REFERENCE as SHARED
 
-REFERENCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference"
+REFERENCE = SHARED
 ADULT = REFERENCE / "anonymity" / "arx_adult"
 QIS = [
     "sex",

@@ -23,8 +23,9 @@ from datashare.privacy.kanon import (
     measure_l,
 )
 from datashare.privacy.kanon.cli import read_csv
+from support import REFERENCE as SHARED
 
-REFERENCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference"
+REFERENCE = SHARED
 ANONYMITY = REFERENCE / "anonymity"
 ADULT = ANONYMITY / "arx_adult"
 STUDENT_QIS = ["Teacher", "Gender", "Ethnic", "Freeredu", "wesson"]

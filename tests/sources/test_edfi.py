@@ -21,8 +21,9 @@ from datashare.sources import ADAPTERS
 from datashare.sources.base import ExtractContext, fingerprint
 from datashare.sources.canonical import model
 from datashare.sources.edfi import EdfiExtract, open_extract
+from support import REFERENCE as SHARED
 
-GRAND_BEND = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "edfi_grand_bend"
+GRAND_BEND = SHARED / "edfi_grand_bend"
 NS = "http://ed-fi.org/5.2.0"
 
 
