@@ -10,13 +10,13 @@ about a second for the same table.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["dictionary_codes", "sort_by_key", "sort_indices"]
+__all__ = ["combine_codes", "dictionary_codes", "sort_by_key", "sort_indices"]
 
 _MAX_RADIX = 1 << 62
 
@@ -72,22 +72,29 @@ def _temporal_int(col: pa.Array) -> pa.Array:
     return col.view(pa.int32() if width == 32 else pa.int64()).cast(pa.int64())
 
 
+def combine_codes(parts: Iterable[tuple[np.ndarray, int]], rows: int) -> np.ndarray:
+    """One int64 per row from per-column codes (each `codes` in 0..n-1), in tuple order: equal
+    exactly when every column's code is equal, and sorting it sorts the rows by the columns.
+
+    Mixed-radix arithmetic; before the product of the radixes could pass 2^62 the partial key is
+    renumbered densely (`np.unique` is sorted, so the order survives) and the product restarts.
+    """
+    key = np.zeros(rows, dtype=np.int64)
+    radix = 1
+    for codes, n in parts:
+        n = max(n, 1)
+        if radix * n >= _MAX_RADIX:
+            key = np.unique(key, return_inverse=True)[1].astype(np.int64).reshape(rows)
+            radix = int(key.max()) + 1 if rows else 1
+        key = key * n + codes
+        radix *= n
+    return key
+
+
 def sort_indices(table: pa.Table, keys: Sequence[str]) -> np.ndarray:
     """Row order of `table` ascending by `keys` (nulls last, ties in input order)."""
-    combined = np.zeros(table.num_rows, dtype=np.int64)
-    radix = 1
-    parts: list[np.ndarray] = []
-    for name in keys:
-        ranks, n = _dense_ranks(table.column(name))
-        if radix * max(n, 1) >= _MAX_RADIX:  # would overflow: fall back to lexsort
-            parts.append(combined)
-            combined, radix = np.zeros(table.num_rows, dtype=np.int64), 1
-        combined = combined * max(n, 1) + ranks
-        radix *= max(n, 1)
-    parts.append(combined)
-    if len(parts) == 1:
-        return np.argsort(parts[0], kind="stable")
-    return np.lexsort(parts[::-1])  # lexsort's primary key is the last
+    ranks = (_dense_ranks(table.column(name)) for name in keys)
+    return np.argsort(combine_codes(ranks, table.num_rows), kind="stable")
 
 
 def sort_by_key(table: pa.Table, keys: Sequence[str]) -> pa.Table:

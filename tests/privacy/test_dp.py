@@ -112,17 +112,23 @@ def test_bad_parameters_are_refused() -> None:
 # Noise
 
 
-def test_noise_is_added_and_has_the_laplace_spread() -> None:
-    # 600 cells with 40 students each: at scale 2 the noise never reaches the clamp at 0.
+def _even_cells(per_cell: int) -> tuple[list[str], pa.Table]:
+    """150 ZIPs x 4 grades = 600 cells, each with exactly `per_cell` students."""
     zips = [f"z{i:03d}" for i in range(150)]
-    n = 600 * 40
+    n = 600 * per_cell
     t = pa.table(
         {
             "student_id": np.arange(n),
-            "home_zip": np.repeat(zips, 4 * 40),
-            "grade": np.tile(np.repeat(GRADES, 40), 150),
+            "home_zip": np.repeat(zips, 4 * per_cell),
+            "grade": np.tile(np.repeat(GRADES, per_cell), 150),
         }
     )
+    return zips, t
+
+
+def test_noise_is_added_and_has_the_laplace_spread() -> None:
+    # 600 cells with 40 students each: at scale 2 the noise never reaches the clamp at 0.
+    zips, t = _even_cells(40)
     runs = [dp_counts(t, ["home_zip", "grade"], epsilon=0.5,
                       domain={"home_zip": zips, "grade": GRADES}) for _ in range(4)]  # fmt: skip
     noise = np.concatenate([r.table.column("count").to_numpy() - 40 for r in runs])
@@ -136,15 +142,7 @@ def test_noise_is_added_and_has_the_laplace_spread() -> None:
 
 
 def test_gaussian_noise_has_the_recorded_scale() -> None:
-    zips = [f"z{i:03d}" for i in range(150)]
-    n = 600 * 60
-    t = pa.table(
-        {
-            "student_id": np.arange(n),
-            "home_zip": np.repeat(zips, 4 * 60),
-            "grade": np.tile(np.repeat(GRADES, 60), 150),
-        }
-    )
+    zips, t = _even_cells(60)
     r = dp_counts(t, ["home_zip", "grade"], epsilon=2.0, delta=1e-5, mechanism="gaussian",
                   domain={"home_zip": zips, "grade": GRADES})  # fmt: skip
     noise = r.table.column("count").to_numpy() - 60

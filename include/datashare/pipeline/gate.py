@@ -269,7 +269,7 @@ def _check_tier(
             tier.bucket,
             keys,
             decrypt=reader_keys(reader_kms, doc, name),
-            read_dictionary=[c for c in spec.output_columns] if row_level else None,
+            read_dictionary=list(spec.output_columns) if row_level else None,
         )
         tables[name] = table
         checks.record(

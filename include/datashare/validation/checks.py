@@ -10,6 +10,7 @@ contracts.yaml by kind or id.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import duckdb
@@ -17,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from datashare.columnar import dictionary_codes
+from datashare.columnar import combine_codes, dictionary_codes
 from datashare.sources.canonical import Dataset
 
 __all__ = [
@@ -26,7 +27,6 @@ __all__ = [
     "add_check_columns",
     "compound_key",
     "derived_checks",
-    "dictionary_codes",
     "key_column",
 ]
 
@@ -169,20 +169,17 @@ def compound_key(
     restoring row order takes about 2 s.
     """
     encoded = encoded or {}
-    key = np.zeros(table.num_rows, dtype=np.int64)
-    radix = 1
-    for name in columns:
-        enc = encoded.get(name)
-        if enc is None:
-            enc = dictionary_codes(table.column(name))
-        n = len(enc.dictionary) + 1  # one more code: null
-        if radix * n >= 2**62:  # renumber densely before the product could overflow
-            key = np.unique(key, return_inverse=True)[1].astype(np.int64)
-            radix = int(key.max()) + 1 if len(key) else 1
-        codes = pc.fill_null(enc.indices.cast(pa.int64()), n - 1)
-        key = key * n + codes.to_numpy(zero_copy_only=False)
-        radix *= n
-    return pa.array(key)
+
+    def codes() -> Iterator[tuple[np.ndarray, int]]:
+        for name in columns:
+            enc = encoded.get(name)
+            if enc is None:
+                enc = dictionary_codes(table.column(name))
+            n = len(enc.dictionary) + 1  # one more code: null
+            filled = pc.fill_null(enc.indices.cast(pa.int64()), n - 1)
+            yield filled.to_numpy(zero_copy_only=False), n
+
+    return pa.array(combine_codes(codes(), table.num_rows))
 
 
 def add_check_columns(

@@ -16,14 +16,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from datashare.columnar import dictionary_codes
 from datashare.errors import DataShareError
 from datashare.sources.canonical import model
-from datashare.validation.checks import (
-    CheckContext,
-    add_check_columns,
-    derived_checks,
-    dictionary_codes,
-)
+from datashare.validation.checks import CheckContext, add_check_columns, derived_checks
 from datashare.validation.rules import Contracts, Rule, contracts, rules_for
 
 __all__ = ["Finding", "ValidationReport", "keys_lost", "validate_table", "validate_volume"]
